@@ -88,6 +88,19 @@ class ImageTooSmall(BadImage):
         )
 
 
+class ExtremeAspectRatio(BadImage):
+    def __init__(self, width: int, height: int, max_ratio: float) -> None:
+        self.width, self.height = width, height
+        super().__init__(
+            f"That image is {width}×{height}, too long and thin: the longer side may be at most "
+            f"{max_ratio:g} times the shorter one. Crop it and try again."
+        )
+
+
+class DownloadFailed(BadImage):
+    user_message = "Could not download that attachment; please try again."
+
+
 class TruncatedImage(BadImage):
     user_message = "That image is damaged or cut short; please upload it again."
 
