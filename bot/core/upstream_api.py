@@ -31,6 +31,9 @@ STATUS_NOT_ENOUGH_CREDITS: Final = 406
 STATUS_VALIDATION: Final = 422
 STATUS_RATE_LIMITED: Final = 429
 MISCONFIGURATION_STATUSES: Final = frozenset({401, 404, 405})
+# UNCONFIRMED wording: a 406 whose message is about the request's Content-Type (our bug, not
+# the balance) is a misconfiguration, not "out of credits".
+NOT_ACCEPTABLE_CONTENT_TYPE: Final = re.compile(r"content[-_ ]?type", re.IGNORECASE)
 
 # img2img with ``base64: true`` answers JSON instead of image bytes; the bot asks for it when
 # samples > 1. UNCONFIRMED: the key holding the image(s); a string or a list under either.
