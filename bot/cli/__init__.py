@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot.cli import generate, quota, service
 from bot.core.errors import SdbotError
+
+from . import generate, quota, service
 
 # Each module adds its subcommands and sets ``func`` (returning an exit code) on its parsers.
 _MODULES = (service, generate, quota)

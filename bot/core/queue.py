@@ -45,6 +45,10 @@ class FairQueue(Generic[T]):
         state.waiting.append((job_id, item))
         await self._notify()
 
+    def waiting_for(self, member: Hashable) -> int:
+        state = self._members.get(member)
+        return len(state.waiting) if state else 0
+
     async def cancel(self, job_id: Hashable) -> T | None:
         """Remove a waiting job; None when it is not waiting (already started or unknown)."""
         for state in self._members.values():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,10 @@ class ResultStore:
 
     def save_input(self, job_key: str, data: bytes) -> Path:
         path = self.inputs / f"{_check_key(job_key)}.img"
-        tmp = path.with_suffix(".tmp")
+        if path.exists():
+            return path  # the same interaction delivered twice: same input
+        # A unique temporary name: two deliveries of one interaction may race here.
+        tmp = self.inputs / f".{job_key}.{secrets.token_hex(4)}.tmp"
         _write_durably(tmp, data)
         tmp.replace(path)
         return path
@@ -78,13 +82,15 @@ class ResultStore:
         final = self.result_dir(job_key)
         if final.exists():
             return final  # already saved by an earlier attempt: results are immutable
-        tmp = self.results / f".{job_key}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.results / f".{job_key}.{secrets.token_hex(4)}.partial"
         tmp.mkdir()
         for image in images:
             _write_durably(tmp / image.filename, image.data)
         _fsync_dir(tmp)
-        tmp.rename(final)
+        try:
+            tmp.rename(final)
+        except OSError:  # a concurrent save won: results are immutable, keep that one
+            shutil.rmtree(tmp, ignore_errors=True)
         _fsync_dir(self.results)
         return final
 

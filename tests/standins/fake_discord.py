@@ -2461,6 +2461,13 @@ def _check_allowed_mentions(errors: _FormErrors, am: Any) -> None:
         errors.max_length(("allowed_mentions", kind), am.get(kind) or [], 100)
 
 
+def _without_nulls(value: Any) -> Any:
+    """Discord omits null fields when it echoes components (e.g. a unicode emoji's ``id``)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _stored_components(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Discord echoes components with a numeric ``id`` on every component."""
     counter = iter(range(1, 10_000))
@@ -2468,7 +2475,7 @@ def _stored_components(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         stored_row: dict[str, Any] = {"type": 1, "id": row.get("id") or next(counter)}
         stored_row["components"] = [
-            {k: v for k, v in c.items() if v is not None} | {"id": c.get("id") or next(counter)}
+            _without_nulls(c) | {"id": c.get("id") or next(counter)}
             for c in row.get("components") or []
         ]
         stored.append(stored_row)
