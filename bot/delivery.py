@@ -160,7 +160,7 @@ class Delivery:
         files = await _files(images, limit)
         embed = embeds.result(
             params,
-            requester=f"<@{job.user_id}>",
+            requester_id=job.user_id,
             cost=job.cost,
             balance_left=balance.available,
             image_filename=files[0].filename if files else None,

@@ -63,14 +63,14 @@ def queued(params: JobParams, cost: int, position: int | None, running: bool) ->
 def result(
     params: JobParams,
     *,
-    requester: str,
+    requester_id: int,
     cost: int,
     balance_left: int | None,
     image_filename: str | None,
 ) -> discord.Embed:
     embed = discord.Embed(
         title=title(params),
-        description=f"Requested by {user_text(requester, 100)}",
+        description=f"Requested by <@{requester_id}>",  # mentions are off: names, never pings
         colour=COLOUR_DONE,
     )
     _settings_fields(embed, params)

@@ -17,6 +17,7 @@ from PIL import Image
 from bot.bot import SdBot
 from bot.config import Settings, load_settings
 from bot.core.ledger import JobRecord, JobStatus
+from bot.core.ledger.sqlite import SqliteLedger
 from tests.standins.fake_discord import (
     MANAGE_GUILD,
     Channel,
@@ -164,5 +165,10 @@ async def world(
         for member in (alice, bob):
             await bot.ledger.grant(guild.id, member.user.id, START_CREDITS, actor="test")
         yield World(fake, segmind, settings, guild, channel, log_channel, alice, bob, admin, bot)
-        assert await bot.ledger.check_invariants() == []
+    # Whatever the test did (restarts included), the database on disk is consistent.
+    ledger = await SqliteLedger.open(settings.sqlite_path)
+    try:
+        assert await ledger.check_invariants() == []
+    finally:
+        await ledger.close()
     assert fake.unknown_routes == []

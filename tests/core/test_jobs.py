@@ -123,7 +123,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 async def until_status(world: World, key: str, status: JobStatus) -> None:
     async def reached() -> None:
-        while (job := await world.ledger.job(key)) is None or job.status is not status:
+        while (job := await world.ledger.job(key)) is None or job.status is not status:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(reached(), 10)

@@ -21,8 +21,8 @@ def test_every_preset_fits_the_canvas_on_the_grid(size: tuple[int, int], d: Dire
     w, h = p.input_size
     assert p.canvas in api.OUTPAINT_CANVASES
     assert all(v % 8 == 0 for v in (w, h, p.offset_x, p.offset_y))
-    assert 0 <= p.offset_x and p.offset_x + w <= cw
-    assert 0 <= p.offset_y and p.offset_y + h <= ch
+    assert p.offset_x >= 0 and p.offset_x + w <= cw
+    assert p.offset_y >= 0 and p.offset_y + h <= ch
     assert p.scale == api.OUTPAINT_PRESET_SCALE
     # The aspect ratio survives (within the 8-pixel rounding).
     assert abs(w / h - size[0] / size[1]) <= 8 / min(w, h) * (size[0] / size[1] + 1)
