@@ -91,3 +91,17 @@ async def test_restart_with_jobs_in_flight_loses_nothing(world: World) -> None:
             world.alice, world.channel, "img2img", image=("a.png", png()), prompt="after"
         )
         await world.result_for(again)
+
+
+async def test_buttons_keep_working_after_a_restart(world: World) -> None:
+    it = await world.discord.slash(
+        world.alice, world.channel, "img2img", image=("cat.png", png()), prompt="a cat"
+    )
+    message = await world.result_for(it)
+    await world.until_status(it, JobStatus.DELIVERED)
+    await world.bot.shutdown()
+    async with running_bot(world.settings, world.discord):
+        again = await world.discord.click(world.bob, message, f"sdbot:reroll:{it.id}")
+        rerolled = await world.result_for(again)
+        assert rerolled.attachments
+        assert world.segmind.requests[1].body["prompt"] == "a cat"

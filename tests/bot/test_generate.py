@@ -99,3 +99,28 @@ async def test_same_interaction_delivered_twice_makes_one_job(world: World) -> N
     assert world.segmind.billed == 1
     assert await world.balance(world.alice) == (94, 0, 6)
     assert len(world.results()) == 1
+
+
+async def test_no_credits_is_refused_and_nothing_is_sent(world: World) -> None:
+    await world.bot.ledger.set_balance(world.gid, world.bob.user.id, 3, actor="test")
+    it = await world.discord.slash(
+        world.bob, world.channel, "img2img", image=("cat.png", png()), prompt="a cat"
+    )
+    text = await world.ephemeral_text(it, "costs 6 credits but you have 3")
+    assert "/credits" in text
+    assert world.segmind.requests == []
+    assert await world.balance(world.bob) == (3, 0, 0)
+
+
+async def test_out_of_range_options_sent_raw_are_refused_by_the_bot(world: World) -> None:
+    it = await world.discord.slash(
+        world.alice,
+        world.channel,
+        "img2img",
+        raw=True,
+        image=("cat.png", png()),
+        prompt="x",
+        steps=5,
+    )
+    await world.ephemeral_text(it, "`steps` = 5 is not allowed")
+    assert world.segmind.requests == []
