@@ -43,6 +43,9 @@ class Settings:
     log_channel_id: int | None = None
     data_dir: Path = Path("data")
     prices: PriceTable = field(default_factory=PriceTable)
+    # Attachments are fetched only from these hosts (Discord's CDN): a URL pointing elsewhere
+    # is never requested, so a forged interaction cannot make the bot fetch internal addresses.
+    attachment_hosts: frozenset[str] = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 40_000_000
     max_image_side: int = 8192
@@ -128,6 +131,13 @@ def _snowflake(raw: str) -> int:
     return value
 
 
+def _hosts(raw: str) -> frozenset[str]:
+    hosts = frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
+    if not hosts or any("/" in h or ":" in h for h in hosts):
+        raise ValueError
+    return hosts
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -211,6 +221,12 @@ def load_settings(
         log_channel_id=get("SDBOT_LOG_CHANNEL_ID", _snowflake, "a Discord channel id", None),
         data_dir=get("SDBOT_DATA_DIR", Path, "a directory path", d.data_dir),
         prices=prices,
+        attachment_hosts=get(
+            "SDBOT_ATTACHMENT_HOSTS",
+            _hosts,
+            "comma-separated host names",
+            d.attachment_hosts,
+        ),
         max_image_bytes=get(
             "SDBOT_MAX_IMAGE_BYTES", _positive_int, "a whole number of bytes", d.max_image_bytes
         ),

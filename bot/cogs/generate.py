@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -25,6 +26,7 @@ from bot.core.errors import (
     ImageTooLarge,
     NotAnImage,
     SdbotError,
+    UntrustedImageSource,
     UserBlocked,
 )
 from bot.core.images import ImageLimits
@@ -135,6 +137,7 @@ class Generation(commands.Cog):
             max_pixels=bot.settings.max_image_pixels,
             max_side=bot.settings.max_image_side,
         )
+        self.attachment_hosts = bot.settings.attachment_hosts
         self._menus = (
             app_commands.ContextMenu(name="Img2img", callback=self.menu_img2img),
             app_commands.ContextMenu(name="Outpaint", callback=self.menu_outpaint),
@@ -350,6 +353,9 @@ class Generation(commands.Cog):
 
     def attachment_fetcher(self, attachment: discord.Attachment) -> FetchImage:
         async def fetch() -> bytes:
+            url = yarl.URL(attachment.url)
+            if url.scheme not in ("https", "http") or url.host not in self.attachment_hosts:
+                raise UntrustedImageSource()
             if attachment.size > self.limits.max_bytes:
                 raise ImageTooLarge(self.limits.max_bytes)
             return await download_capped(

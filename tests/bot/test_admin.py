@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core.ledger import JobStatus
-from tests.bot.conftest import World, png
+from tests.harness import World, png
 from tests.standins.fake_discord import MANAGE_GUILD, CommandRefused
 from tests.standins.fake_segmind import Respond
 

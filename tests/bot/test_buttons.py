@@ -7,7 +7,7 @@ import io
 from PIL import Image
 
 from bot.core.ledger import JobStatus
-from tests.bot.conftest import World, png
+from tests.harness import World, png
 from tests.standins.fake_discord import MANAGE_MESSAGES
 
 

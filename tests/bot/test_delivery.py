@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.core.ledger import JobStatus
-from tests.bot.conftest import World, png, running_bot
+from tests.harness import World, png, running_bot
 from tests.standins.fake_segmind import Delay
 
 WEBHOOK = "/webhooks/{webhook_id}/{webhook_token}"

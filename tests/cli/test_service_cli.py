@@ -29,6 +29,7 @@ def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
         "HOME": str(tmp_path),
         "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
         "SDBOT_DATA_DIR": str(tmp_path / "data"),
+        "SDBOT_ATTACHMENT_HOSTS": "127.0.0.1",
         **settings,
     }
 

@@ -1,5 +1,5 @@
 """The whole bot over the wire: the real SdBot (discord.py, aiohttp, SQLite on disk) against the
-loopback Discord and Segmind stand-ins."""
+loopback Discord and Segmind stand-ins. The ``world`` fixture (tests/conftest.py) builds one."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.bot import SdBot
 from bot.config import Settings, load_settings
 from bot.core.ledger import JobRecord, JobStatus
-from bot.core.ledger.sqlite import SqliteLedger
 from tests.standins.fake_discord import (
-    MANAGE_GUILD,
     Channel,
     FakeDiscord,
     Guild,
@@ -124,6 +120,7 @@ def settings_for(
         "SDBOT_DATA_DIR": str(tmp_path / "data"),
         "SDBOT_UPSTREAM_TIMEOUT": "5",
         "SDBOT_SHUTDOWN_GRACE": "2",
+        "SDBOT_ATTACHMENT_HOSTS": "127.0.0.1",  # the stand-in's CDN
         **extra,
     }
     return load_settings(env, env_file=None)
@@ -135,40 +132,3 @@ async def running_bot(settings: Settings, discord: FakeDiscord) -> AsyncIterator
     async with discord.run_bot(bot):
         yield bot
         await bot.shutdown()
-
-
-@pytest.fixture
-async def segmind() -> AsyncIterator[FakeSegmind]:
-    async with FakeSegmind(balance=Decimal(100)) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
-def extra_settings() -> dict[str, str]:
-    return {}
-
-
-@pytest.fixture
-async def world(
-    tmp_path: Path, fake: FakeDiscord, segmind: FakeSegmind, extra_settings: dict[str, str]
-) -> AsyncIterator[World]:
-    guild = fake.add_guild("Test server")
-    channel = guild.add_text_channel("images")
-    log_channel = guild.add_text_channel("bot-log")
-    alice = guild.add_member("alice")
-    bob = guild.add_member("bob")
-    admin = guild.add_member("admin", permissions=MANAGE_GUILD)
-    settings = settings_for(
-        tmp_path, fake, segmind, SDBOT_LOG_CHANNEL_ID=str(log_channel.id), **extra_settings
-    )
-    async with running_bot(settings, fake) as bot:
-        for member in (alice, bob):
-            await bot.ledger.grant(guild.id, member.user.id, START_CREDITS, actor="test")
-        yield World(fake, segmind, settings, guild, channel, log_channel, alice, bob, admin, bot)
-    # Whatever the test did (restarts included), the database on disk is consistent.
-    ledger = await SqliteLedger.open(settings.sqlite_path)
-    try:
-        assert await ledger.check_invariants() == []
-    finally:
-        await ledger.close()
-    assert fake.unknown_routes == []
