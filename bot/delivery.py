@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -41,6 +42,10 @@ TOKEN_LIFETIME = timedelta(minutes=14)
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
 REFRESH_INTERVAL = 1.0  # at most one edit per queue message per second
 REDELIVER_INTERVAL = 300.0
+SHRINK_ATTEMPTS = 3  # re-encode under half the size after each 413
+
+View = discord.ui.View
+Send = Callable[[discord.Embed, list[discord.File], View], Awaitable[None]]
 
 
 @dataclass
@@ -153,37 +158,57 @@ class Delivery:
         images: list[StoredImage],
         interaction: discord.Interaction | None = None,
     ) -> bool:
-        """Post a result publicly: follow-up while the token lives, else a channel message."""
+        """Post a result publicly: follow-up while the token lives, else a channel message.
+
+        A 413 (the file is over the server's upload limit) retries the same route with the
+        images re-encoded under half the size; any other failure moves on to the next route.
+        """
         params = params_from_dict(job.params)
         balance = await self.bot.ledger.balance(job.guild_id, job.user_id)
-        limit = interaction.filesize_limit if interaction else DEFAULT_UPLOAD_LIMIT
-        files = await _files(images, limit)
-        embed = embeds.result(
-            params,
-            requester_id=job.user_id,
-            cost=job.cost,
-            balance_left=balance.available,
-            image_filename=files[0].filename if files else None,
-        )
         view = result_view(job.job_key)
-        if interaction is not None and _token_alive(interaction):
-            try:
-                await interaction.followup.send(embed=embed, files=files, view=view, wait=True)
-                return True
-            except discord.HTTPException as error:
-                log.warning(
-                    "follow-up for job %s failed (%s); using the channel", job.job_key, error
+        limit = interaction.filesize_limit if interaction else DEFAULT_UPLOAD_LIMIT
+        for route, send in self._routes(job, interaction):
+            for _ in range(SHRINK_ATTEMPTS):
+                files = await _files(images, limit)
+                embed = embeds.result(
+                    params,
+                    requester_id=job.user_id,
+                    cost=job.cost,
+                    balance_left=balance.available,
+                    image_filename=files[0].filename if files else None,
                 )
-                files = await _files(images, limit)  # a File can be read only once
-        if job.channel_id is None:
-            return False
-        try:
+                try:
+                    await send(embed, files, view)
+                    return True
+                except discord.HTTPException as error:
+                    log.warning("posting job %s by %s failed: %s", job.job_key, route, error)
+                    if error.status != 413:
+                        break
+                    limit = min(limit, max(len(i.data) for i in images)) // 2
+        return False
+
+    def _routes(
+        self, job: JobRecord, interaction: discord.Interaction | None
+    ) -> list[tuple[str, Send]]:
+        routes: list[tuple[str, Send]] = []
+        if interaction is not None and _token_alive(interaction):
+
+            async def follow_up(
+                embed: discord.Embed, files: list[discord.File], view: View
+            ) -> None:
+                await interaction.followup.send(embed=embed, files=files, view=view, wait=True)
+
+            routes.append(("follow-up", follow_up))
+        if job.channel_id is not None:
             channel = self.bot.get_partial_messageable(job.channel_id)
-            await channel.send(embed=embed, files=files, view=view)
-            return True
-        except discord.HTTPException as error:
-            log.error("could not post job %s to its channel: %s", job.job_key, error)
-            return False
+
+            async def channel_message(
+                embed: discord.Embed, files: list[discord.File], view: View
+            ) -> None:
+                await channel.send(embed=embed, files=files, view=view)
+
+            routes.append(("channel message", channel_message))
+        return routes
 
     async def redeliver(self, jobs: list[JobRecord]) -> None:
         """Post results that were produced but never delivered; then keep retrying."""
@@ -214,9 +239,9 @@ class Delivery:
 async def _files(images: list[StoredImage], limit: int) -> list[discord.File]:
     files = []
     for image in images:
-        data = image.data
+        data, name = image.data, image.filename
         if len(data) > limit:
             fitted = await fit_for_upload_async(await check_result_async(data), limit)
-            data = fitted.data
-        files.append(discord.File(io.BytesIO(data), filename=image.filename))
+            data, name = fitted.data, f"{name.rsplit('.', 1)[0]}.{fitted.extension}"
+        files.append(discord.File(io.BytesIO(data), filename=name))
     return files

@@ -1,8 +1,8 @@
 """Logging set-up with a redaction filter, so secrets never reach a log line.
 
 Redacted: the configured Discord token and API key (exact values), anything shaped like a
-Discord bot token or a Segmind key, interaction/webhook tokens inside URLs, and the signature
-of signed CDN URLs. discord.py logs request URLs (with interaction tokens) at DEBUG, so the
+Discord bot token or a Segmind key, interaction/webhook tokens inside URLs and in logged
+gateway payloads (``"token": …``), and the signature of signed CDN URLs. discord.py logs request URLs (with interaction tokens) at DEBUG, so the
 filter sits on the root handlers and applies to every library.
 """
 
@@ -25,6 +25,8 @@ _RULES = (
     # Signed attachment URLs: ?ex=..&is=..&hm=..
     (re.compile(r"([?&])(ex|is|hm)=[0-9a-fA-F]+"), rf"\1\2={REDACTED}"),
     (re.compile(r"(?i)(x-api-key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), rf"\1{REDACTED}"),
+    # Gateway payloads logged at DEBUG carry each interaction's token as a field.
+    (re.compile(r"(['\"]token['\"]\s*:\s*['\"])[^'\"]+"), rf"\1{REDACTED}"),
 )
 
 
