@@ -214,6 +214,8 @@ class Delivery:
         """Post results that were produced but never delivered; then keep retrying."""
         while True:
             for job in jobs:
+                if self.bot.jobs.is_running(job.job_key):
+                    continue  # its worker is posting it right now
                 images = await asyncio.to_thread(self.bot.store.load_result, job.job_key)
                 if images and await self.post_result(job, images):
                     await self.bot.ledger.mark_delivered(job.job_key)

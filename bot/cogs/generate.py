@@ -31,6 +31,7 @@ from bot.core.errors import (
 )
 from bot.core.images import ImageLimits
 from bot.core.jobs import JobRequest, prepare
+from bot.core.ledger import JobStatus
 from bot.core.params import (
     Img2ImgParams,
     JobParams,
@@ -333,7 +334,11 @@ class Generation(commands.Cog):
         if await self.bot.jobs.cancel(job_key):
             text = f"Cancelled. The {cost} credits held for it were released."
         else:
-            text = "Too late to cancel: the job has already started or finished."
+            job = await self.bot.ledger.job(job_key)
+            if job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                text = f"This job was already stopped; its {cost} credits were released."
+            else:
+                text = "Too late to cancel: the job has already started or finished."
         await interaction.response.edit_message(content=text, embed=None, view=None)
 
     async def _follow_up_job(
