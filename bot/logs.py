@@ -2,8 +2,9 @@
 
 Redacted: the configured Discord token and API key (exact values), anything shaped like a
 Discord bot token or a Segmind key, interaction/webhook tokens inside URLs and in logged
-gateway payloads (``"token": …``), and the signature of signed CDN URLs. discord.py logs request URLs (with interaction tokens) at DEBUG, so the
-filter sits on the root handlers and applies to every library.
+gateway payloads (``"token": …``), and the signature of signed CDN URLs. discord.py logs
+request URLs and payloads (with interaction tokens) at DEBUG, so the filter sits on the root
+handler and applies to every library.
 """
 
 from __future__ import annotations
