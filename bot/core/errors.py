@@ -276,6 +276,16 @@ class AccountLow(LedgerError):
     )
 
 
+class LedgerBusy(LedgerError):
+    """The database stayed locked by another writer for longer than the busy timeout."""
+
+    user_message = "The credit database is busy right now; please try again in a moment."
+
+
+class UnknownJob(LedgerError):
+    user_message = "That job is unknown."
+
+
 # --- the job queue ----------------------------------------------------------------------------
 
 
@@ -298,3 +308,7 @@ class DatabaseNewerThanCode(SdbotError):
             f"The database is at schema version {db_version} but this sdbot only knows up to "
             f"{code_version}. Upgrade sdbot (or restore a matching backup) before starting it."
         )
+
+
+class MigrationError(SdbotError):
+    """A migration file is malformed or failed to apply; the database was left unchanged."""

@@ -273,7 +273,7 @@ class JobService:
     async def _upstream_failed(self, key: str, error: UpstreamError) -> None:
         log.warning("job %s failed upstream: %s", key, error)
         if error.remaining_credits is not None:
-            await self._record_balance(error.remaining_credits)
+            await self._record_balance(error.remaining_credits, successful=False)
         if isinstance(error, UpstreamBadResponse):
             log.error("job %s: the API answered 200 with an unusable image (%s)", key, error.detail)
         await self._release(key, str(error), balance_after=error.remaining_credits)
@@ -284,8 +284,10 @@ class JobService:
             await self._listener.on_paused(state)
         await self._listener.on_failed(key, error)
 
-    async def _record_balance(self, remaining: Decimal) -> None:
-        await self.ledger.record_account_balance(remaining)
+    async def _record_balance(self, remaining: Decimal, *, successful: bool = True) -> None:
+        # Only a successful call may lift an out-of-credits pause: a 406 for a spend cap can
+        # still report a high balance.
+        await self.ledger.record_account_balance(remaining, successful=successful)
 
     async def _release(
         self,
