@@ -54,23 +54,11 @@ class Img2ImgParams:
 
     def payload(self, image_b64: str) -> dict[str, Any]:
         """The JSON body of the request (the image already encoded)."""
-        body: dict[str, Any] = {
-            "image": image_b64,
-            "prompt": self.prompt,
+        return _common_payload(self, image_b64, self.size) | {
             "samples": self.samples,
-            "scheduler": self.scheduler,
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance,
-            "strength": self.strength,
-            "seed": self.seed,
-            "img_width": self.size[0],
-            "img_height": self.size[1],
             # A raw image body can carry one image only; several come back as JSON.
             "base64": self.samples > 1,
         }
-        if self.negative_prompt:
-            body["negative_prompt"] = self.negative_prompt
-        return body
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, **asdict(self)}
@@ -101,30 +89,36 @@ class OutpaintParams:
         return self.canvas
 
     def payload(self, image_b64: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "image": image_b64,
-            "prompt": self.prompt,
-            "scheduler": self.scheduler,
-            "num_inference_steps": self.steps,
-            "img_width": self.canvas[0],
-            "img_height": self.canvas[1],
+        return _common_payload(self, image_b64, self.canvas) | {
             "scale": self.scale,
-            "strength": self.strength,
             "offset_x": self.offset_x,
             "offset_y": self.offset_y,
-            "guidance_scale": self.guidance,
             "mask_expand": self.mask_expand,
-            "seed": self.seed,
         }
-        if self.negative_prompt:
-            body["negative_prompt"] = self.negative_prompt
-        return body
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, **asdict(self)}
 
 
 JobParams = Img2ImgParams | OutpaintParams
+
+
+def _common_payload(params: JobParams, image_b64: str, size: Size) -> dict[str, Any]:
+    """The request fields both endpoints share."""
+    body: dict[str, Any] = {
+        "image": image_b64,
+        "prompt": params.prompt,
+        "scheduler": params.scheduler,
+        "num_inference_steps": params.steps,
+        "guidance_scale": params.guidance,
+        "strength": params.strength,
+        "seed": params.seed,
+        "img_width": size[0],
+        "img_height": size[1],
+    }
+    if params.negative_prompt:
+        body["negative_prompt"] = params.negative_prompt
+    return body
 
 
 # --- validation helpers ----------------------------------------------------------------------
