@@ -124,12 +124,17 @@ async def test_run_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, fake: Fa
             tmp_path, **fake.env, SEGMIND_API_KEY=api.api_key, SEGMIND_BASE_URL=api.base_url
         )
         process = await start(tmp_path, env, "run")
-        await fake.wait_until(lambda: fake.connected and fake.commands, within=30)
-        names = {c["name"] for c in fake.commands[None]}
-        assert {"img2img", "outpaint", "credits", "quota", "Img2img", "Outpaint"} <= names
-        assert fake.identifies[-1].intents == 1  # guilds only: no privileged intent
-        process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        try:
+            await fake.wait_until(lambda: fake.connected and fake.commands, within=30)
+            names = {c["name"] for c in fake.commands[None]}
+            assert {"img2img", "outpaint", "credits", "quota", "Img2img", "Outpaint"} <= names
+            assert fake.identifies[-1].intents == 1  # guilds only: no privileged intent
+            process.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        finally:
+            if process.returncode is None:  # a failed assertion must not leave a bot behind
+                process.kill()
+                await process.wait()
         assert process.returncode == 0, err.decode()
         log = err.decode()
         assert fake.token not in log and api.api_key not in log

@@ -49,18 +49,23 @@ async def test_no_secret_in_logs_at_debug_or_in_any_message(
             sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        await fake.wait_until(lambda: fake.connected and fake.commands, within=30)
-        await fake.slash(admin, channel, "quota", raw=True)  # unknown shape: an error path
-        grant = await fake.slash(admin, channel, "quota grant", user=alice, amount=50)
-        await fake.wait_until(lambda: grant.original)
-        ok = await fake.slash(alice, channel, "img2img", image=("a.png", png()), prompt="x")
-        await fake.wait_until(lambda: ok.followups or (ok.original and ok.original.attachments))
-        api.inject(Respond(401, {"error": f"Invalid key {api.api_key}"}))
-        denied = await fake.slash(alice, channel, "img2img", image=("a.png", png()), prompt="y")
-        await fake.wait_until(lambda: denied.original and denied.original.embeds, within=10)
-        fake.fail("POST", FOLLOW_UP, status=404, code=10062)
-        bot.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+        try:
+            await fake.wait_until(lambda: fake.connected and fake.commands, within=30)
+            await fake.slash(admin, channel, "quota", raw=True)  # unknown shape: an error path
+            grant = await fake.slash(admin, channel, "quota grant", user=alice, amount=50)
+            await fake.wait_until(lambda: grant.original)
+            ok = await fake.slash(alice, channel, "img2img", image=("a.png", png()), prompt="x")
+            await fake.wait_until(lambda: ok.followups or (ok.original and ok.original.attachments))
+            api.inject(Respond(401, {"error": f"Invalid key {api.api_key}"}))
+            denied = await fake.slash(alice, channel, "img2img", image=("a.png", png()), prompt="y")
+            await fake.wait_until(lambda: denied.original and denied.original.embeds, within=10)
+            fake.fail("POST", FOLLOW_UP, status=404, code=10062)
+            bot.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+        finally:
+            if bot.returncode is None:  # a failed step must not leave a bot behind
+                bot.kill()
+                await bot.wait()
     log = (out + err).decode()
     assert "DEBUG" in log  # the level really was DEBUG
     secrets = [fake.token, api.api_key, *fake._token_of.values()]
