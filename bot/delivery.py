@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 TOKEN_LIFETIME = timedelta(minutes=14)
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
 REFRESH_INTERVAL = 1.0  # at most one edit per queue message per second
+# Queue-message edits in flight at once. Without a bound, 200 queued jobs meant 200 edits
+# started in one event-loop iteration (~1 ms of discord.py/aiohttp work each) every time
+# the queue moved: a 100+ ms stall in which no member's command was acknowledged.
+REFRESH_CONCURRENCY = 4
 REDELIVER_INTERVAL = 300.0
 SHRINK_ATTEMPTS = 3  # re-encode under half the size after each 413
 
@@ -94,10 +98,16 @@ class Delivery:
             self._dirty.set()
 
     async def _refresh_loop(self) -> None:
+        slots = asyncio.Semaphore(REFRESH_CONCURRENCY)
+
+        async def refresh(job_key: str, tracked: Tracked) -> None:
+            async with slots:
+                await self._refresh(job_key, tracked)
+
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await asyncio.gather(*(self._refresh(k, t) for k, t in list(self._tracked.items())))
+            await asyncio.gather(*(refresh(k, t) for k, t in list(self._tracked.items())))
             await asyncio.sleep(REFRESH_INTERVAL)
 
     async def _refresh(self, job_key: str, tracked: Tracked) -> None:

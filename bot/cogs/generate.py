@@ -60,6 +60,8 @@ CANVASES = [
     app_commands.Choice(name=format_size(s), value=format_size(s)) for s in api.OUTPAINT_CANVASES
 ]
 DIRECTIONS = [app_commands.Choice(name=d.label, value=d.value) for d in Direction]
+# Members' images being downloaded or prepared at once (the image pool has 2-4 threads).
+INTAKE_SLOTS = 4
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 PromptText = app_commands.Range[str, 1, api.PROMPT_MAX_CHARS]
@@ -132,6 +134,7 @@ class PromptModal(discord.ui.Modal):
 
 class Generation(commands.Cog):
     def __init__(self, bot: SdBot) -> None:
+        self._intake = asyncio.Semaphore(INTAKE_SLOTS)
         self.bot = bot
         self.limits = ImageLimits(
             max_bytes=bot.settings.max_image_bytes,
@@ -406,7 +409,9 @@ class Generation(commands.Cog):
         assert guild_id is not None  # every entry point is guild_only
         make((512, 512))  # refuse bad options before downloading anything
         await self._precheck(guild_id, interaction.user.id)
-        params, image = await prepare(await fetch(), self.limits, make)
+        # A downloaded file waits in memory until an image thread is free: cap how many do.
+        async with self._intake:
+            params, image = await prepare(await fetch(), self.limits, make)
         roles = getattr(interaction.user, "roles", [])
         return JobRequest(
             job_key=str(interaction.id),

@@ -257,7 +257,7 @@ def decode_untrusted(
 ) -> Image.Image:
     """Decode a member's file into a fresh RGB image, upright, alpha on white, no metadata.
 
-    Synchronous and CPU-heavy: call it through :func:`decode_async`. Raises only
+    Synchronous and CPU-heavy: call it through :func:`run_in_image_thread`. Raises only
     :class:`BadImage` subclasses for anything wrong with the file. ``draft_side`` lets libjpeg
     decode a big JPEG at 1/2, 1/4 or 1/8 scale while keeping both sides at least that long.
     """
@@ -411,23 +411,15 @@ def _image_executor() -> ThreadPoolExecutor:
     )
 
 
-async def _in_image_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+async def run_in_image_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     # Like asyncio.to_thread, carry contextvars (log context) into the worker.
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_image_executor(), call)
 
 
-async def decode_async(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> DecodedInput:
-    return await _in_image_thread(prepare_input, data, limits)
-
-
-async def encode_async(img: Image.Image, size: Size, fit: Fit) -> bytes:
-    return await _in_image_thread(encode_request_image, img, size, fit)
-
-
 async def check_result_async(data: bytes) -> ResultImage:
-    return await _in_image_thread(check_result, data)
+    return await run_in_image_thread(check_result, data)
 
 
 async def fit_for_upload_async(result: ResultImage, limit_bytes: int) -> ResultImage:
-    return await _in_image_thread(fit_for_upload, result, limit_bytes)
+    return await run_in_image_thread(fit_for_upload, result, limit_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ from bot.core.errors import (
 from bot.core.images import (
     Fit,
     ImageLimits,
-    decode_async,
-    encode_async,
+    encode_request_image,
+    prepare_input,
+    run_in_image_thread,
 )
 from bot.core.ledger.store import AccountState, JobRecord, Ledger, PauseKind, RecoveryReport
 from bot.core.params import Img2ImgParams, JobParams, Size
@@ -72,11 +74,19 @@ async def prepare(
 
     ``make_params`` gets the decoded (EXIF-rotated) size, which picks default sizes/presets.
     """
-    decoded = await decode_async(data, limits)
+    return await run_in_image_thread(_prepare_now, data, limits, make_params)
+
+
+def _prepare_now(
+    data: bytes, limits: ImageLimits, make_params: Callable[[Size], JobParams]
+) -> tuple[JobParams, bytes]:
+    # One trip to the image pool: a decoded image never waits in memory for a second trip
+    # behind every other member's decode (50 photos at once: ~9 MB each, all alive at once).
+    decoded = prepare_input(data, limits)
     params = make_params(decoded.size)
     # img2img's output size is fixed, so crop to it; outpaint presets already kept the aspect.
     fit: Fit = "cover" if isinstance(params, Img2ImgParams) else "exact"
-    return params, await encode_async(decoded.image, params.input_size, fit)
+    return params, encode_request_image(decoded.image, params.input_size, fit)
 
 
 class JobListener(Protocol):
@@ -224,33 +234,42 @@ class JobService:
                 member, job_key, request = await self._queue.next()
             except QueueClosed:
                 return
-            task = asyncio.create_task(self._run(request), name=f"job-{job_key}")
+            called = asyncio.Event()  # set once the API call is over, whatever its outcome
+            task = asyncio.create_task(self._run(request, called), name=f"job-{job_key}")
             self._running[request.job_key] = task
+            task.add_done_callback(functools.partial(self._job_done, request.job_key))
             await self._positions_changed()
+            # Wait for the API call only: storing, capturing and posting the result go on in
+            # the job's own task while this worker starts the next job, so the API's slots
+            # are never idle behind Discord uploads and fsyncs. Not awaiting the task itself
+            # also means a worker cancelled at shutdown never cancels the job with it.
+            waiter = asyncio.ensure_future(called.wait())
             try:
-                # shield: a worker cancelled at shutdown must not cancel the job with it;
-                # shutdown() decides about running jobs separately.
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise
-            except Exception:
-                log.exception("job %s crashed", job_key)
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                if task.done():
-                    self._running.pop(request.job_key, None)
-                    await self._queue.finished(member)
+                waiter.cancel()
+            await self._queue.finished(member)
 
-    async def _run(self, request: JobRequest) -> None:
+    def _job_done(self, job_key: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(job_key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job %s crashed", job_key, exc_info=task.exception())
+
+    async def _run(self, request: JobRequest, called: asyncio.Event) -> None:
         key = request.job_key
-        await self.ledger.mark_running(key, balance_before=self._client.last_remaining_credits)
-        await self._listener.on_started(key)
         try:
-            generation = await self._client.generate(request.params, request.image)
-        except UpstreamError as error:
-            await self._upstream_failed(key, error)
-            return
-        await self._succeeded(request, generation)
+            await self.ledger.mark_running(key, balance_before=self._client.last_remaining_credits)
+            await self._listener.on_started(key)
+            try:
+                generation = await self._client.generate(request.params, request.image)
+            except UpstreamError as error:
+                called.set()
+                await self._upstream_failed(key, error)
+                return
+            called.set()
+            await self._succeeded(request, generation)
+        finally:
+            called.set()
 
     async def _succeeded(self, request: JobRequest, generation: Generation) -> None:
         key = request.job_key

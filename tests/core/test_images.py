@@ -562,13 +562,15 @@ def test_result_image_extension_per_format() -> None:
 
 
 async def test_async_wrappers_run_in_the_image_pool() -> None:
-    decoded = await images.decode_async(corpus.png((96, 64)))
+    decoded = await images.run_in_image_thread(images.prepare_input, corpus.png((96, 64)))
     assert decoded.size == (96, 64)
-    data = await images.encode_async(decoded.image, (768, 512), "cover")
+    data = await images.run_in_image_thread(
+        images.encode_request_image, decoded.image, (768, 512), "cover"
+    )
     assert sniff(data) == "JPEG"
     result = await images.check_result_async(data)
     assert await images.fit_for_upload_async(result, len(data)) is result
-    name = await images._in_image_thread(lambda: threading.current_thread().name)
+    name = await images.run_in_image_thread(lambda: threading.current_thread().name)
     assert name.startswith("sdbot-image")
     assert name != threading.current_thread().name
 
@@ -583,7 +585,8 @@ async def test_concurrent_decodes_do_not_interfere() -> None:
         (corpus.cmyk_jpeg(), None),
     ] * 4
     outcomes = await asyncio.gather(
-        *(images.decode_async(data) for data, _ in cases), return_exceptions=True
+        *(images.run_in_image_thread(images.prepare_input, data) for data, _ in cases),
+        return_exceptions=True,
     )
     for (_, error), outcome in zip(cases, outcomes, strict=True):
         if error is None:
@@ -595,6 +598,6 @@ async def test_concurrent_decodes_do_not_interfere() -> None:
 async def test_async_wrappers_carry_context_and_errors() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("job")
     var.set("job-42")
-    assert await images._in_image_thread(var.get) == "job-42"
+    assert await images.run_in_image_thread(var.get) == "job-42"
     with pytest.raises(NotAnImage):
-        await images.decode_async(b"not an image at all")
+        await images.run_in_image_thread(images.prepare_input, b"not an image at all")
