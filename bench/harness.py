@@ -42,7 +42,7 @@ from tests.standins.fake_discord import Channel, FakeDiscord, Guild, Interaction
 from tests.standins.fake_segmind import FakeSegmind, RecordedRequest
 
 REPO = Path(__file__).resolve().parent.parent
-_RECORD_KEY = "bench.record"
+_RECORD_KEY = web.RequestKey("bench.record", RecordedRequest)
 
 
 @dataclass
