@@ -29,7 +29,6 @@ import json
 import os
 import sys
 import time
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -101,24 +100,11 @@ class BenchDiscord(FakeDiscord):
         self.result_event = asyncio.Event()
         self.frame_sent_at: dict[int, float] = {}  # interaction id → its frame written
 
-    async def _gateway_writer(self, connection: Any) -> None:
-        # FakeDiscord._gateway_writer, plus a timestamp when an INTERACTION_CREATE frame has
-        # been handed to the socket: Interaction.sent_at is when it was QUEUED, and a burst of
-        # 200 is serialised and compressed here, in the stand-in, before the bot sees it.
-        while (frame := await connection.queue.get()) is not None:
-            text = json.dumps(frame)
-            try:
-                if connection.compressor is None:
-                    await connection.ws.send_str(text)
-                else:
-                    c = connection.compressor
-                    await connection.ws.send_bytes(
-                        c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH)
-                    )
-            except ConnectionError:
-                return
-            if frame.get("t") == "INTERACTION_CREATE":
-                self.frame_sent_at.setdefault(int(frame["d"]["id"]), time.monotonic())
+    def _frame_written(self, frame: dict[str, Any]) -> None:
+        # Interaction.sent_at is when a frame was QUEUED; a burst of 200 is serialised and
+        # compressed in the stand-in before the bot sees it, so note when it hit the socket.
+        if frame.get("t") == "INTERACTION_CREATE":
+            self.frame_sent_at.setdefault(int(frame["d"]["id"]), time.monotonic())
 
     def _add_message(self, message: Message) -> None:
         super()._add_message(message)

@@ -1425,6 +1425,10 @@ class FakeDiscord:
                     )
             except ConnectionError:
                 return
+            self._frame_written(frame)
+
+    def _frame_written(self, frame: dict[str, Any]) -> None:
+        """Called once a gateway frame is on the socket (a hook for benchmarks' timestamps)."""
 
     def _send(self, connection: _Connection, frame: dict[str, Any]) -> None:
         self.gateway_log.append(GatewayRecord("sent", frame["op"], frame.get("t"), frame.get("s")))
