@@ -260,16 +260,14 @@ class JobService:
         try:
             await self.ledger.mark_running(key, balance_before=self._client.last_remaining_credits)
             await self._listener.on_started(key)
-            try:
-                generation = await self._client.generate(request.params, request.image)
-            except UpstreamError as error:
-                called.set()
-                await self._upstream_failed(key, error)
-                return
-            called.set()
-            await self._succeeded(request, generation)
+            generation = await self._client.generate(request.params, request.image)
+        except UpstreamError as error:
+            called.set()  # before the bookkeeping: the worker may take the next job
+            await self._upstream_failed(key, error)
+            return
         finally:
             called.set()
+        await self._succeeded(request, generation)
 
     async def _succeeded(self, request: JobRequest, generation: Generation) -> None:
         key = request.job_key
