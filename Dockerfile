@@ -10,7 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install -e . \
+RUN pip install . \
     && useradd --create-home --uid 10001 sdbot \
     && mkdir -p /app/data \
     && chown sdbot:sdbot /app/data

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,15 @@ from pathlib import Path
 
 from bot.core.errors import DatabaseNewerThanCode, MigrationError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+
+def _migrations_dir() -> Path:
+    """``migrations/`` of the checkout (source or editable install), else the copy a wheel
+    installs as data files under ``<prefix>/share/sdbot/migrations``."""
+    checkout = Path(__file__).resolve().parents[3] / "migrations"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share/sdbot/migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 BUSY_TIMEOUT_S = 10.0
 
