@@ -86,6 +86,15 @@ class Delivery:
     ) -> None:
         self._tracked[job_key] = Tracked(interaction, params, cost, self.bot.jobs.position(job_key))
 
+    def forget(self, job_key: str) -> None:
+        self._tracked.pop(job_key, None)
+
+    async def show(self, job_key: str) -> None:
+        """Show the queue message now (later changes come from the refresh loop)."""
+        tracked = self._tracked.get(job_key)
+        if tracked is not None:  # None: the job already finished and said so
+            await self._refresh(job_key, tracked)
+
     async def on_positions(self, positions: dict[str, int]) -> None:
         for key, tracked in self._tracked.items():
             tracked.position = positions.get(key)

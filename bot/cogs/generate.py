@@ -44,7 +44,7 @@ from bot.core.params import (
 )
 from bot.core.presets import Direction
 from bot.ui import embeds, errors
-from bot.ui.views import Action, JobButton, cancel_view
+from bot.ui.views import Action, JobButton
 
 if TYPE_CHECKING:
     from bot.bot import SdBot
@@ -388,19 +388,20 @@ class Generation(commands.Cog):
         self, interaction: discord.Interaction, fetch: FetchImage, make: MakeParams
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        delivery = self.bot.delivery
         try:
             request = await self._request(interaction, fetch, make)
+            # Tracked before it is queued, so no update from a fast job is missed.
+            cost = self.bot.jobs.cost(request.params).credits
+            delivery.track(request.job_key, interaction, request.params, cost)
             accepted = await self.bot.jobs.submit(request)
         except SdbotError as error:
+            delivery.forget(str(interaction.id))
             await interaction.edit_original_response(embed=embeds.failure(error.user_message))
             return
         if accepted.duplicate:
             return  # the same interaction delivered twice: the first delivery owns the job
-        self.bot.delivery.track(request.job_key, interaction, request.params, accepted.cost.credits)
-        await interaction.edit_original_response(
-            embed=embeds.queued(request.params, accepted.cost.credits, accepted.position, False),
-            view=cancel_view(request.job_key),
-        )
+        await delivery.show(request.job_key)
 
     async def _request(
         self, interaction: discord.Interaction, fetch: FetchImage, make: MakeParams
