@@ -12,7 +12,7 @@ import math
 import secrets
 import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from bot.core import upstream_api as api
 from bot.core.errors import InvalidParameter
@@ -31,7 +31,9 @@ Size = tuple[int, int]
 
 
 @dataclass(frozen=True)
-class Img2ImgParams:
+class _Common:
+    """The settings both endpoints take."""
+
     prompt: str
     negative_prompt: str
     strength: float
@@ -39,10 +41,35 @@ class Img2ImgParams:
     guidance: float
     scheduler: str
     seed: int
+
+    kind: ClassVar[JobKind]
+
+    def _payload(self, image_b64: str, size: Size) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "image": image_b64,
+            "prompt": self.prompt,
+            "scheduler": self.scheduler,
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
+            "strength": self.strength,
+            "seed": self.seed,
+            "img_width": size[0],
+            "img_height": size[1],
+        }
+        if self.negative_prompt:
+            body["negative_prompt"] = self.negative_prompt
+        return body
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Img2ImgParams(_Common):
     samples: int
     size: Size  # (img_width, img_height); the input is cropped and resized to it
 
-    kind = JobKind.IMG2IMG
+    kind: ClassVar[JobKind] = JobKind.IMG2IMG
 
     @property
     def input_size(self) -> Size:
@@ -54,25 +81,15 @@ class Img2ImgParams:
 
     def payload(self, image_b64: str) -> dict[str, Any]:
         """The JSON body of the request (the image already encoded)."""
-        return _common_payload(self, image_b64, self.size) | {
+        return self._payload(image_b64, self.size) | {
             "samples": self.samples,
             # A raw image body can carry one image only; several come back as JSON.
             "base64": self.samples > 1,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, **asdict(self)}
-
 
 @dataclass(frozen=True)
-class OutpaintParams:
-    prompt: str
-    negative_prompt: str
-    strength: float
-    steps: int
-    guidance: float
-    scheduler: str
-    seed: int
+class OutpaintParams(_Common):
     canvas: Size  # (img_width, img_height)
     offset_x: int
     offset_y: int
@@ -81,44 +98,23 @@ class OutpaintParams:
     input_size: Size  # what the input is resized to before it is sent
     direction: str = "custom"
 
-    kind = JobKind.OUTPAINT
-    samples = 1  # the outpaint endpoint makes one image per call
+    kind: ClassVar[JobKind] = JobKind.OUTPAINT
+    samples: ClassVar[int] = 1  # the outpaint endpoint makes one image per call
 
     @property
     def output_size(self) -> Size:
         return self.canvas
 
     def payload(self, image_b64: str) -> dict[str, Any]:
-        return _common_payload(self, image_b64, self.canvas) | {
+        return self._payload(image_b64, self.canvas) | {
             "scale": self.scale,
             "offset_x": self.offset_x,
             "offset_y": self.offset_y,
             "mask_expand": self.mask_expand,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, **asdict(self)}
-
 
 JobParams = Img2ImgParams | OutpaintParams
-
-
-def _common_payload(params: JobParams, image_b64: str, size: Size) -> dict[str, Any]:
-    """The request fields both endpoints share."""
-    body: dict[str, Any] = {
-        "image": image_b64,
-        "prompt": params.prompt,
-        "scheduler": params.scheduler,
-        "num_inference_steps": params.steps,
-        "guidance_scale": params.guidance,
-        "strength": params.strength,
-        "seed": params.seed,
-        "img_width": size[0],
-        "img_height": size[1],
-    }
-    if params.negative_prompt:
-        body["negative_prompt"] = params.negative_prompt
-    return body
 
 
 # --- validation helpers ----------------------------------------------------------------------
