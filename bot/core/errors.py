@@ -171,8 +171,14 @@ class UpstreamRejected(UpstreamError):
 
     user_message = "The image service rejected these settings; your credits were not used."
 
-    def __init__(self, detail: str = "", **kwargs: object) -> None:
-        super().__init__(detail, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        remaining_credits: Decimal | None = None,
+    ) -> None:
+        super().__init__(detail, status=status, remaining_credits=remaining_credits)
         if self.detail:
             self.user_message = (
                 f"The image service rejected these settings ({self.detail[:200]}); "
@@ -186,9 +192,16 @@ class UpstreamRateLimited(UpstreamError):
     retry_safe = True
     user_message = "The image service is busy right now; please try again in a minute."
 
-    def __init__(self, detail: str = "", *, reset_at: datetime | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        reset_at: datetime | None = None,
+        status: int | None = None,
+        remaining_credits: Decimal | None = None,
+    ) -> None:
         self.reset_at = reset_at
-        super().__init__(detail, **kw)  # type: ignore[arg-type]
+        super().__init__(detail, status=status, remaining_credits=remaining_credits)
 
 
 class UpstreamUnreachable(UpstreamError):
