@@ -335,6 +335,7 @@ class Generation(commands.Cog):
             )
             return
         if await self.bot.jobs.cancel(job_key):
+            self.bot.delivery.forget(job_key)  # its queue message must not come back
             text = f"Cancelled. The {cost} credits held for it were released."
         else:
             job = await self.bot.ledger.job(job_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from PIL import Image
@@ -103,5 +104,7 @@ async def test_cancel_while_queued_releases_the_hold(world: World) -> None:
     await world.discord.wait_until(lambda: cancel.acknowledged)
     await world.until_status(second, JobStatus.CANCELLED)
     await world.until_status(first, JobStatus.DELIVERED)
+    await asyncio.sleep(1.5)  # a queue refresh would have happened by now
+    assert second.original is not None and "Cancelled" in second.original.content
     assert await world.balance(world.alice) == (94, 0, 6)
     assert len(world.segmind.requests) == 1
