@@ -84,7 +84,8 @@ class Delivery:
     def track(
         self, job_key: str, interaction: discord.Interaction, params: JobParams, cost: int
     ) -> None:
-        self._tracked[job_key] = Tracked(interaction, params, cost, self.bot.jobs.position(job_key))
+        # Called before the job is queued: on_positions fills in its position.
+        self._tracked[job_key] = Tracked(interaction, params, cost, position=None)
 
     def forget(self, job_key: str) -> None:
         self._tracked.pop(job_key, None)

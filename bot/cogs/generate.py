@@ -24,7 +24,7 @@ from bot.core.download import download_capped
 from bot.core.errors import (
     GenerationPaused,
     ImageTooLarge,
-    NotAnImage,
+    NoImageAttached,
     SdbotError,
     UntrustedImageSource,
     UserBlocked,
@@ -285,13 +285,7 @@ class Generation(commands.Cog):
     ) -> None:
         attachment = _image_attachment(message)
         if attachment is None:
-            await interaction.response.send_message(
-                embed=embeds.failure(
-                    NotAnImage("That message has no image attached.").user_message
-                ),
-                ephemeral=True,
-            )
-            return
+            raise NoImageAttached()  # the tree's error handler answers, ephemerally
         await interaction.response.send_modal(PromptModal(self, kind, attachment))
 
     # --- buttons --------------------------------------------------------------------------

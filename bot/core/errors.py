@@ -101,6 +101,10 @@ class DownloadFailed(BadImage):
     user_message = "Could not download that attachment; please try again."
 
 
+class NoImageAttached(BadImage):
+    user_message = "That message has no image attached."
+
+
 class UntrustedImageSource(BadImage):
     user_message = "That attachment is not hosted on Discord, so the bot will not fetch it."
 

@@ -63,8 +63,7 @@ class JobRequest:
 class Accepted:
     job: JobRecord
     cost: Cost
-    position: int | None  # None for a duplicate delivery (nothing new was queued)
-    duplicate: bool
+    duplicate: bool  # the key was seen before: nothing new was held or queued
 
 
 async def prepare(
@@ -202,15 +201,14 @@ class JobService:
             channel_id=request.channel_id,
         )
         if not held.created:
-            return Accepted(held.job, cost, None, duplicate=True)
+            return Accepted(held.job, cost, duplicate=True)
         try:
             await self._queue.push(request.user_id, request.job_key, request)
         except SdbotError:
             await self._release(request.job_key, "refused by the queue")
             raise
-        position = self._queue.positions().get(request.job_key)
         await self._positions_changed()
-        return Accepted(held.job, cost, position, duplicate=False)
+        return Accepted(held.job, cost, duplicate=False)
 
     async def cancel(self, job_key: str) -> bool:
         """Cancel a job that has not started; its hold is released."""
@@ -219,9 +217,6 @@ class JobService:
         await self._release(job_key, "cancelled by the member", cancelled=True)
         await self._positions_changed()
         return True
-
-    def position(self, job_key: str) -> int | None:
-        return self._queue.positions().get(job_key)
 
     def is_running(self, job_key: str) -> bool:
         return job_key in self._running
